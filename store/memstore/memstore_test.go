@@ -21,3 +21,7 @@ func newStore(tb testing.TB) store.Store {
 func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t) })
 }
+
+func BenchmarkClaimComplete(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) store.Store { return newStore(b) })
+}

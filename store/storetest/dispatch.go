@@ -26,7 +26,7 @@ var dispatchTests = []subtest{
 }
 
 func testClaimBatch(t *testing.T, s store.Store) {
-	nj := NewJob("sleep", 10)
+	nj := NewJob("storetest", 10) // an unregistered kind: every task's input differs
 	nj.Job.TaskTimeout = tasks.Duration(42 * time.Second)
 	mustCreate(t, s, nj)
 	Register(t, s, "c1", "w1", "w2", "w3")
@@ -43,8 +43,8 @@ func testClaimBatch(t *testing.T, s store.Store) {
 			t.Fatalf("task %d leased twice in one claim", l.Index)
 		}
 		seen[l.Index] = true
-		if l.Token != 1 || l.Kind != "sleep" || l.TaskTimeout != 42*time.Second || !jsonEqual(l.Input, nj.Inputs[l.Index]) {
-			t.Fatalf("lease %+v: want token 1, kind sleep, timeout 42s, input %s", l, nj.Inputs[l.Index])
+		if l.Token != 1 || l.Kind != "storetest" || l.TaskTimeout != 42*time.Second || !jsonEqual(l.Input, nj.Inputs[l.Index]) {
+			t.Fatalf("lease %+v: want token 1, kind storetest, timeout 42s, input %s", l, nj.Inputs[l.Index])
 		}
 	}
 	if perWorker["w1"] != 3 || perWorker["w2"] != 4 {
