@@ -25,3 +25,7 @@ func TestContract(t *testing.T) {
 func BenchmarkClaimComplete(b *testing.B) {
 	storetest.Bench(b, func(b *testing.B) store.Store { return newStore(b) })
 }
+
+func TestInvariants(t *testing.T) {
+	storetest.RunInvariants(t, func(t *testing.T) store.Store { return newStore(t) })
+}
