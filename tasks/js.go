@@ -23,9 +23,12 @@ const (
 //	task output {"outputs": [one per item of the chunk]}
 //	result      {"outputs": [one per item, in input order]}
 //
-// Chunks are consecutive and of nearly equal length (evenPart), so the
-// reducer can tell each chunk's length from the item count and the number
-// of outputs. There is no Go reference: Run returns ErrNoReference.
+// The worker calls the function as fn(item, index), index counting from the
+// job's first item (offset + i), one item at a time, awaiting each result
+// (undefined becomes null). Chunks are consecutive and of nearly equal
+// length (evenPart), so the reducer can tell each chunk's length from the
+// item count and the number of outputs. There is no Go reference: Run
+// returns ErrNoReference.
 type jsKind struct{}
 
 func init() { register(jsKind{}) }
