@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tabgrid/tabgrid/coordinator"
 	"github.com/tabgrid/tabgrid/coordinator/simtab"
@@ -54,13 +56,13 @@ func forEachStore(t *testing.T, f func(t *testing.T, b *backend)) {
 	})
 }
 
-func newRedisBackend(t *testing.T, opts ...redistest.Option) *backend {
+func newRedisBackend(t testing.TB, opts ...redistest.Option) *backend {
 	t.Helper()
 	srv := redistest.Start(t, opts...)
 	return &backend{st: openRedis(t, srv.URL()), redis: srv, url: srv.URL()}
 }
 
-func openRedis(t *testing.T, url string) store.Store {
+func openRedis(t testing.TB, url string) store.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -90,7 +92,7 @@ type testHub struct {
 	err    error
 }
 
-func startHub(t *testing.T, st store.Store, cfg coordinator.HubConfig) *testHub {
+func startHub(t testing.TB, st store.Store, cfg coordinator.HubConfig) *testHub {
 	t.Helper()
 	cfg.Metrics = coordinator.NewMetrics(prometheus.NewRegistry())
 	hub, err := coordinator.NewHub(cfg, st, testLogger())
@@ -127,7 +129,7 @@ func (th *testHub) stop() error {
 	return th.err
 }
 
-func dialTab(t *testing.T, url string, opts simtab.Options) *simtab.Tab {
+func dialTab(t testing.TB, url string, opts simtab.Options) *simtab.Tab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -141,7 +143,7 @@ func dialTab(t *testing.T, url string, opts simtab.Options) *simtab.Tab {
 
 // submit validates, splits and stores a job the way the API does, and
 // announces it.
-func submit(t *testing.T, st store.Store, spec tasks.Spec) tasks.Job {
+func submit(t testing.TB, st store.Store, spec tasks.Spec) tasks.Job {
 	t.Helper()
 	lim := tasks.DefaultLimits()
 	if err := spec.Validate(lim); err != nil {
@@ -167,7 +169,7 @@ func submit(t *testing.T, st store.Store, spec tasks.Spec) tasks.Job {
 }
 
 // reference computes a job's result with the Go reference implementation.
-func reference(t *testing.T, spec tasks.Spec) json.RawMessage {
+func reference(t testing.TB, spec tasks.Spec) json.RawMessage {
 	t.Helper()
 	lim := tasks.DefaultLimits()
 	if err := spec.Validate(lim); err != nil {
@@ -192,7 +194,7 @@ func reference(t *testing.T, spec tasks.Spec) json.RawMessage {
 }
 
 // waitJob polls until the job is final or the deadline passes.
-func waitJob(t *testing.T, st store.Store, id string, within time.Duration) tasks.Job {
+func waitJob(t testing.TB, st store.Store, id string, within time.Duration) tasks.Job {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var j tasks.Job
@@ -208,7 +210,7 @@ func waitJob(t *testing.T, st store.Store, id string, within time.Duration) task
 	return j
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
@@ -221,7 +223,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 
 // checkSucceeded asserts the exact reference result and that every task
 // was accepted once.
-func checkSucceeded(t *testing.T, st store.Store, job tasks.Job, spec tasks.Spec, accepted func() int64) {
+func checkSucceeded(t testing.TB, st store.Store, job tasks.Job, spec tasks.Spec, accepted func() int64) {
 	t.Helper()
 	j := waitJob(t, st, job.ID, 60*time.Second)
 	if j.State != tasks.JobSucceeded {
@@ -392,11 +394,11 @@ func TestStaleAndForgedResultsDropped(t *testing.T) {
 
 // rawTab is a hand-driven client for protocol violations.
 type rawTab struct {
-	t  *testing.T
+	t  testing.TB
 	ws *websocket.Conn
 }
 
-func dialRaw(t *testing.T, url string) *rawTab {
+func dialRaw(t testing.TB, url string) *rawTab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -649,5 +651,89 @@ func TestCapacityShare(t *testing.T) {
 		if s1.MaxInFlight > 1+2 || s8.MaxInFlight > 8+2 {
 			t.Errorf("max in flight %d and %d, want ≤ capacity + prefetch", s1.MaxInFlight, s8.MaxInFlight)
 		}
+	})
+}
+
+// BenchmarkHubThroughput runs no-op tasks through one hub and 100
+// simulated tabs of capacity 8 in this process (tabs and coordinator
+// share the CPU), and reports tasks per second and, on Redis, commands
+// per task:
+//
+//	go test -run '^$' -bench HubThroughput -benchtime 4x ./coordinator/
+func BenchmarkHubThroughput(b *testing.B) {
+	const tabs, capacity, perJob = 100, 8, 50_000
+	for _, name := range []string{"memory", "redis"} {
+		b.Run(name, func(b *testing.B) {
+			var st store.Store
+			var rdb *redis.Client
+			if name == "memory" {
+				ms, err := memstore.New()
+				if err != nil {
+					b.Fatal(err)
+				}
+				st = ms
+			} else {
+				srv := redistest.Start(b)
+				st = openRedis(b, srv.URL())
+				rdb = redis.NewClient(&redis.Options{Addr: srv.Addr()})
+				defer rdb.Close()
+			}
+			th := startHub(b, st, coordinator.HubConfig{})
+			for i := 0; i < tabs; i++ {
+				dialTab(b, th.url, simtab.Options{Capacity: capacity})
+			}
+			cmds := func() int64 {
+				if rdb == nil {
+					return 0
+				}
+				info, err := rdb.Info(context.Background(), "stats").Result()
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, line := range strings.Split(info, "\r\n") {
+					if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+						n, _ := strconv.ParseInt(v, 10, 64)
+						return n
+					}
+				}
+				return 0
+			}
+			b.ResetTimer()
+			start, cmds0 := time.Now(), cmds()
+			for i := 0; i < b.N; i++ {
+				job := submit(b, st, sleepSpec(perJob, 0))
+				if j := waitJob(b, st, job.ID, 5*time.Minute); j.State != tasks.JobSucceeded {
+					b.Fatalf("job %s", j.State)
+				}
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			n := float64(b.N * perJob)
+			b.ReportMetric(n/elapsed.Seconds(), "tasks/s")
+			if rdb != nil {
+				b.ReportMetric(float64(cmds()-cmds0)/n, "redis-cmds/task")
+			}
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+func TestCancelledJobTasksDropped(t *testing.T) {
+	forEachStore(t, func(t *testing.T, b *backend) {
+		th := startHub(t, b.st, coordinator.HubConfig{})
+		tab := dialTab(t, th.url, simtab.Options{Capacity: 2, Delay: time.Hour})
+		job := submit(t, b.st, primesSpec(50_000, 10))
+		eventually(t, 10*time.Second, "the tab holds tasks", func() bool { return tab.Stats().Received == 4 })
+		ctx := context.Background()
+		if _, err := b.st.CancelJob(ctx, job.ID); err != nil {
+			t.Fatal(err)
+		}
+		b.st.Publish(ctx, store.Event{Type: "cancel", Data: json.RawMessage(`{"job":"` + job.ID + `"}`)})
+		eventually(t, 5*time.Second, "the tab told to drop the tasks", func() bool { return tab.Stats().Cancelled == 4 })
+		eventually(t, 5*time.Second, "slots freed", func() bool { return th.hub.Stats().InFlight == 0 })
+		// The freed slots take the next job's tasks.
+		next := submit(t, b.st, primesSpec(50_000, 10))
+		eventually(t, 10*time.Second, "the next job's tasks sent", func() bool { return tab.Stats().Received == 8 })
+		_ = next
 	})
 }

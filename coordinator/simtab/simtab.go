@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -516,13 +517,20 @@ func (s *session) writeLoop() {
 		case r := <-s.results:
 			batch = append(batch[:0], r)
 		}
-	more:
-		for len(batch) < 1000 {
-			select {
-			case r := <-s.results:
-				batch = append(batch, r)
-			default:
-				break more
+		// Let tasks finishing right now join the batch: fewer, larger
+		// messages, as the coordinator prefers.
+		for yield := 0; yield < 3 && len(batch) < 1000; yield++ {
+			if yield > 0 {
+				runtime.Gosched()
+			}
+		more:
+			for len(batch) < 1000 {
+				select {
+				case r := <-s.results:
+					batch = append(batch, r)
+				default:
+					break more
+				}
 			}
 		}
 		buf.Reset()
