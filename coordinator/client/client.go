@@ -83,6 +83,11 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	// The coordinator's messages usually start with the code already
+	// ("unprocessable: sleep input: ..."); say it once.
+	if strings.HasPrefix(e.Message, e.Code) {
+		return fmt.Sprintf("%d %s", e.Status, e.Message)
+	}
 	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
 }
 
