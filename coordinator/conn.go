@@ -50,6 +50,7 @@ type conn struct {
 
 	isClosed  atomic.Bool
 	helloDone atomic.Bool
+	handing   atomic.Bool  // the reader is waiting for the dispatcher
 	lastHeard atomic.Int64 // monotonic nanos since the hub's epoch
 	capacity  atomic.Int32
 	inFlight  atomic.Int32 // written by the dispatcher
@@ -175,6 +176,18 @@ var errConnClosed = errors.New("connection closed")
 // busy (which slows this tab's reading: backpressure), unless the tab
 // closes meanwhile.
 func (c *conn) toDispatcher(ev tabEvent) bool {
+	select {
+	case c.h.events <- ev:
+		return true
+	default:
+	}
+	// While the reader waits here it reads nothing, heartbeats included:
+	// the watchdog must not take that for silence.
+	c.handing.Store(true)
+	defer func() {
+		c.lastHeard.Store(c.h.mono())
+		c.handing.Store(false)
+	}()
 	select {
 	case c.h.events <- ev:
 		return true

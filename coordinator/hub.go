@@ -455,7 +455,7 @@ func (h *Hub) watchdog(ctx context.Context) {
 				}
 				continue
 			}
-			if time.Duration(now-c.lastHeard.Load()) > h.cfg.HeartbeatTimeout {
+			if !c.handing.Load() && time.Duration(now-c.lastHeard.Load()) > h.cfg.HeartbeatTimeout {
 				c.closeWith(closeHeartbeat, "heartbeat timeout", requeueHeartbeat)
 			}
 		}
