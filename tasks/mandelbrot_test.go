@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"image/png"
 	"testing"
+
+	"pgregory.net/rapid"
 )
 
 func TestMandelbrotKnownPoints(t *testing.T) {
@@ -281,4 +283,32 @@ func TestMandelbrotOutputRejects(t *testing.T) {
 	if _, err := (mandelbrotKind{}).Reduce("j", input, []json.RawMessage{json.RawMessage(" [ 1 , 50 ] ")}); err != nil {
 		t.Errorf("spaced output: %v", err)
 	}
+}
+
+func TestMandelbrotTileCountProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		v := mandelbrotView{
+			Width:  rapid.IntRange(1, mandelbrotMaxSide).Draw(t, "width"),
+			Height: rapid.IntRange(1, mandelbrotMaxSide).Draw(t, "height"),
+		}
+		hint := rapid.IntRange(0, 5000).Draw(t, "hint")
+		n := mandelbrotTaskCount(v, hint)
+		if n < 1 || n > v.Width*v.Height {
+			t.Fatalf("%d tiles for %dx%d", n, v.Width, v.Height)
+		}
+		tiles := mandelbrotTiles(v.Width, v.Height, n)
+		area := 0
+		for _, tl := range tiles {
+			if tl.W*tl.H > mandelbrotMaxTilePixels || tl.W < 1 || tl.H < 1 {
+				t.Fatalf("%dx%d in %d: tile %+v", v.Width, v.Height, n, tl)
+			}
+			area += tl.W * tl.H
+		}
+		if len(tiles) != n || area != v.Width*v.Height {
+			t.Fatalf("%dx%d in %d: %d tiles covering %d pixels", v.Width, v.Height, n, len(tiles), area)
+		}
+		if hint > 0 && n < min(hint, v.Width*v.Height) {
+			t.Fatalf("hint %d lowered to %d", hint, n)
+		}
+	})
 }

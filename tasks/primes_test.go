@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/big"
 	"testing"
+
+	"pgregory.net/rapid"
 )
 
 // countPrimesByTest counts with big.Int.ProbablyPrime, which is exact for
@@ -216,4 +218,42 @@ func TestPrimesReduceRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPrimesSplitReduceProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		from := rapid.Uint64Range(0, 20000).Draw(t, "from")
+		to := rapid.Uint64Range(from+1, from+20000).Draw(t, "to")
+		hint := rapid.IntRange(0, 300).Draw(t, "hint")
+		input := json.RawMessage(fmt.Sprintf(`{"from":%d,"to":%d}`, from, to))
+		ins, err := primesKind{}.Split(input, hint, DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := primesKind{}.Reduce("j", input, runAll(t, primesKind{}, ins))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(`{"count":%d}`, countPrimesByTest(from, to)); string(res) != want {
+			t.Fatalf("[%d, %d) in %d tasks: %s, want %s", from, to, len(ins), res, want)
+		}
+	})
+}
+
+func TestEvenPartProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.Uint64Range(1, 1<<53).Draw(t, "n")
+		k := rapid.Uint64Range(1, min(n, 1000)).Draw(t, "k")
+		var next uint64
+		for i := range k {
+			start, size := evenPart(n, k, i)
+			if start != next || size < n/k || size > n/k+1 {
+				t.Fatalf("part %d of %d in %d: start %d size %d, want start %d", i, k, n, start, size, next)
+			}
+			next += size
+		}
+		if next != n {
+			t.Fatalf("parts cover %d of %d", next, n)
+		}
+	})
 }

@@ -162,8 +162,14 @@ func TestVectors(t *testing.T) {
 	}
 }
 
+// fataler is what runAll needs of testing.TB and rapid.T alike.
+type fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
 // runAll runs every task with the Go reference.
-func runAll(t testing.TB, k Kind, inputs []json.RawMessage) []json.RawMessage {
+func runAll(t fataler, k Kind, inputs []json.RawMessage) []json.RawMessage {
 	t.Helper()
 	outs := make([]json.RawMessage, len(inputs))
 	for i, in := range inputs {
@@ -205,5 +211,13 @@ func splitRunReduce(t testing.TB, kind, input string, hint int) json.RawMessage 
 func TestKindsRegistered(t *testing.T) {
 	if got := strings.Join(KindNames(), ","); got != "js,mandelbrot,pi,primes,sleep" {
 		t.Errorf("kinds %s", got)
+	}
+}
+
+func TestEveryReferenceKindHasAJavaScriptTwin(t *testing.T) {
+	for _, name := range KindNames() {
+		if _, err := os.Stat(filepath.Join("..", "webclient", "kinds", name+".js")); err != nil {
+			t.Errorf("kind %s: %v", name, err)
+		}
 	}
 }
