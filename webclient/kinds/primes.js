@@ -8,7 +8,7 @@
 // task of this worker.
 
 export const MAX = 2 ** 53;
-const SEGMENT = 1 << 20;
+const SEGMENT = 1 << 22; // one segment covers a default task (4e6 numbers)
 const MAX_BASE = 94906266; // floor(sqrt(2^53)) + 1
 
 /** isqrt returns floor(sqrt(x)) for integers 0 <= x <= 2^53. */
