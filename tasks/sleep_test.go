@@ -95,3 +95,22 @@ func TestSleepRun(t *testing.T) {
 		t.Errorf("cancelled: err = %v", err)
 	}
 }
+
+func BenchmarkSleepSplitReduce200k(b *testing.B) {
+	lim := DefaultLimits()
+	lim.MaxTasks = 200_000
+	input := json.RawMessage(`{"tasks":200000,"ms":0}`)
+	outs := make([]json.RawMessage, 200_000)
+	for i := range outs {
+		outs[i] = json.RawMessage(`{}`)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := (sleepKind{}).Split(input, 0, lim); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := (sleepKind{}).Reduce("j", input, outs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
