@@ -98,6 +98,9 @@ func (r *runner) runBatch(ctx context.Context, e *env, tabsPer, capacity, total,
 
 func (b batch) figures(row *Row) string {
 	row.Figures["tasks_per_second"] = b.rate()
+	row.Figures["tasks"] = float64(b.tasks)
+	row.Figures["tab_results"] = float64(b.tabCounts)
+	row.Figures["retried_tasks"] = float64(b.retried)
 	s := fmt.Sprintf("%s tasks/s (%d tasks in %.2f s)", thousands(b.rate()), b.tasks, b.elapsed.Seconds())
 	if b.cpuOK {
 		per := b.cpu.Seconds() / float64(b.tasks) * 1000
