@@ -87,6 +87,11 @@ type dispatcher struct {
 	retryAt int64
 	backoff *backoff
 
+	// suspect tabs were in a Claim that failed: the store may have
+	// leased them tasks whose leases we never saw. They get no claims
+	// until ReleaseWorker has taken back everything leased to them.
+	suspect map[*tabState]struct{}
+
 	reqs     []store.ClaimRequest
 	active   []*tabState
 	dirty    map[string]struct{}
@@ -99,6 +104,7 @@ func newDispatcher(h *Hub) *dispatcher {
 		tabs:         map[*conn]*tabState{},
 		byID:         map[string]*tabState{},
 		dirty:        map[string]struct{}{},
+		suspect:      map[*tabState]struct{}{},
 		nextDeadline: 1<<63 - 1,
 		backoff:      newBackoff(50*time.Millisecond, 2*time.Second),
 	}
@@ -168,6 +174,9 @@ func (d *dispatcher) step(ctx context.Context) {
 	if !d.inBackoff() {
 		if len(d.pending) > 0 {
 			d.complete(ctx)
+		}
+		if len(d.suspect) > 0 && len(d.pending) == 0 && !d.inBackoff() && ctx.Err() == nil {
+			d.resolveSuspects(ctx)
 		}
 		if !d.inBackoff() && h.workFlag.Load() && ctx.Err() == nil {
 			d.claim(ctx)
@@ -269,6 +278,7 @@ func (d *dispatcher) dropTabs(gone []*conn) {
 		if ts := d.tabs[c]; ts != nil {
 			delete(d.tabs, c)
 			delete(d.byID, ts.id)
+			delete(d.suspect, ts)
 			d.inflight -= len(ts.inflight)
 			d.capacity -= ts.capacity
 		}
@@ -444,6 +454,9 @@ func (d *dispatcher) claim(ctx context.Context) {
 		if ts.capacity <= 0 || ts.c.isClosed.Load() {
 			continue
 		}
+		if _, ok := d.suspect[ts]; ok {
+			continue
+		}
 		free := ts.capacity + prefetch - len(ts.inflight)
 		if free <= 0 {
 			continue
@@ -465,6 +478,12 @@ func (d *dispatcher) claim(ctx context.Context) {
 	if err != nil {
 		h.workFlag.Store(true)
 		d.storeFailed(opClaim, err)
+		// The call may have been applied with its answer lost.
+		for _, r := range reqs {
+			if ts := d.byID[r.Worker]; ts != nil {
+				d.suspect[ts] = struct{}{}
+			}
+		}
 		return
 	}
 	d.storeOK()
@@ -526,6 +545,41 @@ func (d *dispatcher) claim(ctx context.Context) {
 	d.active = active[:0]
 	if h.m != nil {
 		h.m.Dispatched.Add(float64(sent))
+	}
+}
+
+// resolveSuspects takes back everything leased to the tabs of a failed
+// Claim, and revokes on each tab what it was sent: a lease the hub never
+// saw would otherwise stay running for as long as the tab stays. Rare
+// (store outages), so it is done one tab at a time.
+func (d *dispatcher) resolveSuspects(ctx context.Context) {
+	h := d.h
+	for ts := range d.suspect {
+		cctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		start := time.Now()
+		n, err := h.st.ReleaseWorker(cctx, ts.id)
+		cancel()
+		h.m.storeCall(opRelease, start, err)
+		if err != nil {
+			d.storeFailed(opRelease, err)
+			return
+		}
+		delete(d.suspect, ts)
+		h.m.requeuedAdd(requeueRevoked, n)
+		var refs []taskRef
+		for k, f := range ts.inflight {
+			refs = append(refs, taskRef{Job: k.job, Index: k.index, Token: f.token})
+			d.revoke(ts, k, f)
+		}
+		if len(refs) > 0 {
+			ts.c.inFlight.Store(0)
+			ts.c.enqueue(encodeCancel(refs, reasonRevoked))
+		}
+		if n > 0 {
+			ts.c.logger().Info("leases revoked after a failed claim", "released", n, "revoked", len(refs))
+			h.workFlag.Store(true)
+			h.pub.work("")
+		}
 	}
 }
 

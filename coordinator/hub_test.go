@@ -737,3 +737,33 @@ func TestCancelledJobTasksDropped(t *testing.T) {
 		_ = next
 	})
 }
+
+// lossyStore applies one Claim and then reports it failed, as when Redis
+// dies between running a script and answering.
+type lossyStore struct {
+	store.Store
+	calls atomic.Int32
+	lose  int32
+}
+
+func (l *lossyStore) Claim(ctx context.Context, r []store.ClaimRequest) ([]store.Lease, error) {
+	leases, err := l.Store.Claim(ctx, r)
+	if l.calls.Add(1) == l.lose && err == nil && len(leases) > 0 {
+		return nil, errors.New("connection reset (the claim was applied)")
+	}
+	return leases, err
+}
+
+func TestClaimAnswerLost(t *testing.T) {
+	forEachStore(t, func(t *testing.T, b *backend) {
+		lossy := &lossyStore{Store: b.st, lose: 3}
+		th := startHub(t, lossy, coordinator.HubConfig{})
+		dialTab(t, th.url, simtab.Options{Capacity: 2, Delay: 5 * time.Millisecond})
+		spec := primesSpec(100_000, 60)
+		job := submit(t, b.st, spec)
+		checkSucceeded(t, b.st, job, spec, th.completed)
+		if n := th.m.Requeued("revoked"); n < 1 {
+			t.Errorf("requeued revoked = %v, want ≥ 1", n)
+		}
+	})
+}

@@ -45,6 +45,7 @@ const (
 	requeueTimeout         = "timeout"
 	requeueCoordinatorLost = "coordinator_lost"
 	requeueError           = "error"
+	requeueRevoked         = "revoked" // taken back after a claim whose answer was lost
 )
 
 // Drop reasons (tabgrid_results_dropped_total{reason}).
@@ -137,7 +138,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.requeue = map[string]prometheus.Counter{}
-	for _, r := range []string{requeueClosed, requeueHeartbeat, requeueTimeout, requeueCoordinatorLost, requeueError} {
+	for _, r := range []string{requeueClosed, requeueHeartbeat, requeueTimeout, requeueCoordinatorLost, requeueError, requeueRevoked} {
 		m.requeue[r] = m.requeued.WithLabelValues(r)
 	}
 	m.drop = map[string]prometheus.Counter{}
