@@ -40,8 +40,10 @@ export class Connection {
     this.onCancel = opts.onCancel ?? (() => {});
     this.onDisconnect = opts.onDisconnect ?? (() => {});
     this.onState = opts.onState ?? (() => {});
-    this.setTimer = opts.setTimer ?? setTimeout;
-    this.clearTimer = opts.clearTimer ?? clearTimeout;
+    // Wrapped: a bare window.setTimeout called as a method throws
+    // "Illegal invocation" in browsers.
+    this.setTimer = opts.setTimer ?? ((fn, ms) => setTimeout(fn, ms));
+    this.clearTimer = opts.clearTimer ?? ((id) => clearTimeout(id));
     this.random = opts.random ?? Math.random;
     this.now = opts.now ?? (() => Date.now());
 

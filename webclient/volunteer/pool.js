@@ -23,7 +23,9 @@ export class Pool {
    * opts.onResult({task, json} | {task, error}): a task ended.
    * opts.onChange(): counters changed (for the UI).
    */
-  constructor({ size = 1, createWorker, onResult, onChange = () => {}, setTimer = setTimeout, clearTimer = clearTimeout }) {
+  constructor({ size = 1, createWorker, onResult, onChange = () => {}, setTimer = (fn, ms) => setTimeout(fn, ms), clearTimer = (id) => clearTimeout(id) }) {
+    // The defaults wrap the globals: called as this.setTimer, a bare
+    // window.setTimeout throws "Illegal invocation" in browsers.
     this.size = size;
     this.createWorker = createWorker;
     this.onResult = onResult;
