@@ -323,7 +323,7 @@ func (tab *browserTab) waitEval(t testing.TB, expr string, within time.Duration)
 
 // click clicks the first element matching a CSS selector.
 func (tab *browserTab) click(selector string) error {
-	return tab.eval(fmt.Sprintf(`(() => { const el = document.querySelector(%q); if (!el) throw new Error("no element %s"); el.click(); return true })()`, selector, selector), nil)
+	return tab.eval(fmt.Sprintf(`((sel) => { const el = document.querySelector(sel); if (!el) throw new Error("no element " + sel); el.click(); return true })(%q)`, selector), nil)
 }
 
 // screenshot saves a PNG of the tab's viewport to each path.
