@@ -320,7 +320,6 @@ func (s *Store) Complete(ctx context.Context, results []store.Result) (store.Com
 			if wnum[w] == 0 {
 				wnum[w] = len(wargs) + 1
 				wargs = append(wargs, w)
-				keys = append(keys, s.k.workerLeases(id, w))
 			}
 		}
 		args := make([]any, 0, 2+len(wargs)+5*len(ch.members))
