@@ -157,6 +157,8 @@ func (s *Server) createJob(c echo.Context) error {
 	status := http.StatusOK // a repeated Idempotency-Key answers with the first job
 	if created {
 		status = http.StatusCreated
+		// This coordinator's tabs start at once; the event wakes the others.
+		s.hub.workAvailable()
 		s.publish(c.Request().Context(), "work", map[string]string{"job": job.ID})
 		s.publish(c.Request().Context(), "job", job)
 	}

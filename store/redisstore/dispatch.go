@@ -136,6 +136,9 @@ func (s *Store) Claim(ctx context.Context, reqs []store.ClaimRequest) ([]store.L
 			// real, and dropping them would strand tasks until a release.
 			return leases, wrapErr("claim tasks", firstErr)
 		}
+		if int64(len(zs)) <= stop && allEmpty(zs, empty) {
+			break // the whole ready set was read and gave what it had
+		}
 	}
 	return leases, nil
 }
@@ -145,6 +148,16 @@ func cmpErr(first, err error) error {
 		return first
 	}
 	return err
+}
+
+// allEmpty reports whether every job of zs was found empty.
+func allEmpty(zs []redis.Z, empty map[string]bool) bool {
+	for _, z := range zs {
+		if !empty[z.Member.(string)] {
+			return false
+		}
+	}
+	return true
 }
 
 // topScore is the highest score among jobs not found empty.
