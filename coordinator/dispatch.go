@@ -390,10 +390,14 @@ func (d *dispatcher) complete(ctx context.Context) {
 				h.m.DispatchLatency.Observe(float64(now-mt.sent) / 1e9)
 			}
 		case store.Stale:
-			h.m.droppedAdd(dropStale, 1)
+			if !mt.timeout { // a timeout is the hub's own result, not a tab's
+				h.m.droppedAdd(dropStale, 1)
+			}
 			continue
 		case store.Duplicate:
-			h.m.droppedAdd(dropDuplicate, 1)
+			if !mt.timeout {
+				h.m.droppedAdd(dropDuplicate, 1)
+			}
 			continue
 		case store.Retried:
 			if mt.timeout {

@@ -154,6 +154,7 @@ func NewHub(cfg HubConfig, st store.Store, log *slog.Logger) (*Hub, error) {
 	h.workFlag.Store(true)
 	h.pub = newPublisher(h)
 	h.fin = newFinisher(h)
+	h.m.observeStore(st)
 	return h, nil
 }
 
@@ -469,8 +470,8 @@ func (h *Hub) subscribeLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		start := time.Now()
 		ch, err := h.st.Subscribe(ctx)
+		h.m.storeCall(opSubscribe, start, err)
 		if err != nil {
-			h.m.storeCall(opSubscribe, start, err)
 			h.logStoreError(opSubscribe, err)
 			sleepCtx(ctx, backoff.next())
 			continue
