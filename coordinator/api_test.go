@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tabgrid/tabgrid/coordinator"
+	"github.com/tabgrid/tabgrid/store/redistest"
 )
 
 const testToken = "test-token-123"
@@ -224,5 +225,50 @@ func TestEventStreamStartsWithSnapshotThenJobs(t *testing.T) {
 		if ev := next(); ev == "job" {
 			return
 		}
+	}
+}
+
+// TestRedisOutageAnswers503 kills Redis under a running coordinator:
+// readiness and submissions answer 503 with a JSON error (nothing is
+// half-written), and both recover by themselves once Redis is back.
+func TestRedisOutageAnswers503(t *testing.T) {
+	rds := redistest.Start(t, redistest.WithAOF(), redistest.WithArgs("--appendfsync", "always"))
+	srv := startServer(t, rds.URL())
+	submit := apiCall{method: "POST", path: "/api/v1/jobs", token: testToken,
+		body: `{"kind": "sleep", "input": {"tasks": 5, "ms": 0}}`}
+	if status, body := do(t, srv, submit); status != http.StatusCreated {
+		t.Fatalf("submit before the outage: %d %v", status, body)
+	}
+
+	rds.Kill()
+	if status, body := do(t, srv, apiCall{method: "GET", path: "/readyz"}); status != http.StatusServiceUnavailable || errCode(body) != "unavailable" {
+		t.Fatalf("readyz with Redis down: %d %v, want 503 unavailable", status, body)
+	}
+	if status, body := do(t, srv, submit); status != http.StatusServiceUnavailable || errCode(body) != "unavailable" {
+		t.Fatalf("submit with Redis down: %d %v, want 503 unavailable", status, body)
+	}
+	if status, _ := do(t, srv, apiCall{method: "GET", path: "/healthz"}); status != http.StatusOK {
+		t.Fatalf("healthz with Redis down: %d, want 200 (the process is alive)", status)
+	}
+
+	rds.Restart()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, _ := do(t, srv, apiCall{method: "GET", path: "/readyz"})
+		if status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz still %d 30 s after Redis came back", status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if status, body := do(t, srv, submit); status != http.StatusCreated {
+		t.Fatalf("submit after the outage: %d %v", status, body)
+	}
+	// The outage wrote nothing: exactly the two accepted jobs exist.
+	_, list := do(t, srv, apiCall{method: "GET", path: "/api/v1/jobs"})
+	if jobs, _ := list["jobs"].([]any); len(jobs) != 2 {
+		t.Fatalf("%d jobs after the outage, want the 2 accepted ones", len(jobs))
 	}
 }
