@@ -66,7 +66,7 @@ func (s *Store) Claim(ctx context.Context, reqs []store.ClaimRequest) ([]store.L
 		if len(top) == 0 {
 			break
 		}
-		alloc := s.allocate(ds, want, top)
+		alloc := s.allocate(ds, want, top, round == 0)
 		if err := s.recordIntents(ctx, alloc); err != nil {
 			return leases, err
 		}
@@ -173,13 +173,24 @@ func topScore(zs []redis.Z, empty map[string]bool) float64 {
 // allocate splits the demand over the jobs: each gets an even share (the
 // remainder to the jobs from a rotating start), never more than batchMax,
 // filled from the workers in order so a worker touches few jobs.
-func (s *Store) allocate(ds []demand, want int, jobs []string) map[string][]grant {
+//
+// In a first round (few says so) the demand goes to as few jobs as can
+// take it in full batches, starting at the rotating job: one script and
+// its fixed cost per batchMax tasks, not per job, and equal jobs still
+// take turns call after call. Later rounds spread what is left over every
+// job not found empty.
+func (s *Store) allocate(ds []demand, want int, jobs []string, few bool) map[string][]grant {
 	k := len(jobs)
 	start := int(s.rr.Add(1) % uint64(k))
 	share := make([]int, k)
-	for i := range k {
-		share[i] = want / k
-		if (i-start+k)%k < want%k {
+	spread := k
+	if few {
+		spread = min(k, (want+batchMax-1)/batchMax)
+	}
+	for n := range spread {
+		i := (start + n) % k
+		share[i] = want / spread
+		if n < want%spread {
 			share[i]++
 		}
 		share[i] = min(share[i], batchMax)
