@@ -59,7 +59,12 @@ export class Runner {
     // One item at a time, in order: an async function sees the same
     // sequence in every tab, and a throw names the first failing item.
     for (let i = 0; i < input.items.length; i++) {
-      let v = await fn(input.items[i], offset + i);
+      let v;
+      try {
+        v = await fn(input.items[i], offset + i);
+      } catch (err) {
+        throw new Error(`item ${offset + i}: ${describeError(err)}`);
+      }
       outputs[i] = v === undefined ? null : v;
     }
     return stringify({ outputs });

@@ -36,7 +36,8 @@ test("js code is compiled once per code string", async () => {
 
 test("js errors carry the thrown message", async () => {
   const r = new Runner({});
-  await assert.rejects(r.run("js", { code: "(x) => { throw new TypeError('bad ' + x) }", items: [7] }), { message: "bad 7" });
+  await assert.rejects(r.run("js", { code: "(x) => { throw new TypeError('bad ' + x) }", items: [7] }), { message: "item 0: TypeError: bad 7" });
+  await assert.rejects(r.run("js", { code: "async (x) => { if (x > 1) throw 'no ' + x; return x }", items: [1, 2], offset: 40 }), { message: "item 41: no 2" });
   await assert.rejects(r.run("js", { code: "42", items: [1] }), /must evaluate to a function/);
   await assert.rejects(r.run("js", { code: "(x) =>", items: [1] }), SyntaxError);
   await assert.rejects(r.run("js", { code: "(x) => x", items: "no" }), /items array/);
