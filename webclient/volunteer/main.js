@@ -158,6 +158,7 @@ function render() {
     queued: pool.queued,
     done: s.done,
     failed: s.failed,
+    dropped: conn.dropped,
     rate: s.rate.perSecond(Date.now()),
     job: jobText(),
     workerID: conn.state === State.connected ? conn.welcome?.worker_id : "",

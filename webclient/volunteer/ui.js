@@ -7,7 +7,7 @@ export class UI {
   constructor(cores) {
     this.el = {};
     for (const id of ["start", "pause", "resume", "stop", "thread-count", "thread-count-value", "state", "state-detail", "mode",
-      "threads", "busy", "queued", "tasks-done", "tasks-failed", "rate", "job", "worker-id", "pause-hidden", "pause-battery", "cores"]) {
+      "threads", "busy", "queued", "tasks-done", "tasks-failed", "results-dropped", "rate", "job", "worker-id", "pause-hidden", "pause-battery", "cores"]) {
       this.el[id] = $(id);
     }
     const tc = this.el["thread-count"];
@@ -42,6 +42,7 @@ export class UI {
     this.#text("queued", String(v.queued));
     this.#text("tasks-done", String(v.done));
     this.#text("tasks-failed", String(v.failed));
+    this.#text("results-dropped", String(v.dropped ?? 0));
     this.#text("rate", v.rate.toFixed(1));
     this.#text("job", v.job);
     this.#text("worker-id", v.workerID || "—");
