@@ -62,7 +62,7 @@ type conn struct {
 	rateAt        time.Time
 	rate          atomic.Uint64 // float64 bits
 
-	wg sync.WaitGroup // writer and closer
+	wg sync.WaitGroup // writer, and closer once closing
 }
 
 type connState int
@@ -107,9 +107,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.removeConn(c)
-	c.wg.Add(2)
+	c.wg.Add(1)
 	go c.writeLoop()
-	go c.closer()
 	err = c.readLoop()
 	var pe *protocolError
 	switch {
@@ -295,11 +294,12 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// closer performs the close handshake once the tab is closed; it can take
-// seconds with an unresponsive peer, which is why nobody else waits for it.
+// closer performs the close handshake; it can take seconds with an
+// unresponsive peer, which is why nobody else waits for it. closeWith
+// starts it, so an idle tab costs two goroutines, not three (a goroutine
+// stack is a good part of an idle tab's memory).
 func (c *conn) closer() {
 	defer c.wg.Done()
-	<-c.quit
 	c.mu.Lock()
 	code, reason := c.code, c.reason
 	c.mu.Unlock()
@@ -324,9 +324,13 @@ func (c *conn) closeWith(code websocket.StatusCode, reason, requeue string) {
 	c.code, c.reason, c.requeue = code, clip(reason, 120), requeue
 	st := c.state
 	log := c.log
+	// Added under the lock that marks the tab closed: ServeHTTP's own
+	// closeWith sees closed only after this, so its Wait counts the closer.
+	c.wg.Add(1)
 	c.mu.Unlock()
 	c.isClosed.Store(true)
 	close(c.quit)
+	go c.closer()
 	if code != 0 {
 		log.Info("closing tab", "code", int(code), "reason", reason)
 	}
