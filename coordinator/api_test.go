@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tabgrid/tabgrid/coordinator"
+	"github.com/tabgrid/tabgrid/coordinator/simtab"
 	"github.com/tabgrid/tabgrid/store/redistest"
 )
 
@@ -270,5 +271,26 @@ func TestRedisOutageAnswers503(t *testing.T) {
 	_, list := do(t, srv, apiCall{method: "GET", path: "/api/v1/jobs"})
 	if jobs, _ := list["jobs"].([]any); len(jobs) != 2 {
 		t.Fatalf("%d jobs after the outage, want the 2 accepted ones", len(jobs))
+	}
+}
+
+// TestPrefetchZero: --prefetch 0 means none, so a tab never holds more
+// tasks than its capacity (HubConfig reads 0 as "the default").
+func TestPrefetchZero(t *testing.T) {
+	srv := startServer(t, "", func(c *coordinator.Config) { c.Prefetch = 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tab, err := simtab.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL(), "http")+"/ws", simtab.Options{Capacity: 2, Delay: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	status, body := do(t, srv, apiCall{method: "POST", path: "/api/v1/jobs?wait=50s", token: testToken,
+		body: `{"kind": "sleep", "input": {"tasks": 40, "ms": 0}}`})
+	if status != http.StatusCreated || body["state"] != "succeeded" {
+		t.Fatalf("job: %d %v", status, body)
+	}
+	if got := tab.Stats().MaxInFlight; got > 2 {
+		t.Fatalf("a tab of capacity 2 held %d tasks with prefetch 0", got)
 	}
 }

@@ -74,7 +74,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	hub, err := NewHub(HubConfig{
 		HeartbeatTimeout: cfg.HeartbeatTimeout,
 		LeaseTTL:         cfg.LeaseTTL,
-		Prefetch:         cfg.Prefetch,
+		Prefetch:         hubPrefetch(cfg.Prefetch),
 		MaxMessageBytes:  cfg.MaxMessageBytes,
 		Retention:        cfg.Retention,
 		Metrics:          metrics,
@@ -99,6 +99,15 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.events = newBroker(st, hub, metrics, log.With("component", "events"))
 	s.echo = s.routes()
 	return s, nil
+}
+
+// hubPrefetch maps Config.Prefetch, where 0 means none, to HubConfig's,
+// where 0 means the default and a negative value none.
+func hubPrefetch(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func openStore(cfg Config, log *slog.Logger) (store.Store, error) {

@@ -357,3 +357,22 @@ func TestCLIProgressBarOnTerminal(t *testing.T) {
 		t.Errorf("stderr is not a progress bar:\n%q", r.stderr)
 	}
 }
+
+// TestServeRefusesBadEnvironment: a TABGRID_* value that does not parse
+// stops serve with a message naming it, instead of quietly using the
+// default.
+func TestServeRefusesBadEnvironment(t *testing.T) {
+	for _, tc := range []struct{ name, value, want string }{
+		{"TABGRID_LEASE_TTL", "15", `TABGRID_LEASE_TTL="15": want a duration`},
+		{"TABGRID_PREFETCH", "two", `TABGRID_PREFETCH="two": want an integer`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(tc.name, tc.value)
+			var stdout, stderr strings.Builder
+			code := run(context.Background(), []string{"serve", "--addr", "127.0.0.1:0"}, &stdout, &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr.String(), tc.want)
+			}
+		})
+	}
+}

@@ -64,8 +64,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // serveFlags binds every setting of a coordinator to a flag whose default
-// comes from the environment (TABGRID_*) and then from DefaultConfig.
-func serveFlags(fs *flag.FlagSet, cfg *coordinator.Config, logLevel *string) *string {
+// comes from the environment (TABGRID_*) and then from DefaultConfig. An
+// environment value that does not parse is reported in envErrs rather
+// than silently replaced by the default.
+func serveFlags(fs *flag.FlagSet, cfg *coordinator.Config, logLevel *string) (tokens *string, envErrs *[]error) {
+	envErrs = new([]error)
 	env := func(name, def string) string {
 		if v, ok := os.LookupEnv(name); ok {
 			return v
@@ -73,20 +76,32 @@ func serveFlags(fs *flag.FlagSet, cfg *coordinator.Config, logLevel *string) *st
 		return def
 	}
 	envDur := func(name string, def time.Duration) time.Duration {
-		if d, err := time.ParseDuration(env(name, "")); err == nil {
-			return d
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return def
 		}
-		return def
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			*envErrs = append(*envErrs, fmt.Errorf("%s=%q: want a duration such as 15s", name, v))
+			return def
+		}
+		return d
 	}
 	envInt := func(name string, def int) int {
-		if n, err := strconv.Atoi(env(name, "")); err == nil {
-			return n
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return def
 		}
-		return def
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			*envErrs = append(*envErrs, fmt.Errorf("%s=%q: want an integer", name, v))
+			return def
+		}
+		return n
 	}
 	fs.StringVar(&cfg.Addr, "addr", env("TABGRID_ADDR", cfg.Addr), "listen address (TABGRID_ADDR)")
 	fs.StringVar(&cfg.RedisURL, "redis", env("TABGRID_REDIS_URL", ""), "Redis URL: redis://host:6379/0 for one server, redis://host1:7000?addr=host2:7001&addr=host3:7002 for a cluster; empty = in-memory store, not durable (TABGRID_REDIS_URL)")
-	tokens := fs.String("api-token", env("TABGRID_API_TOKENS", ""), "comma-separated bearer tokens for mutating API calls; empty = generate one and print it (TABGRID_API_TOKENS)")
+	tokens = fs.String("api-token", env("TABGRID_API_TOKENS", ""), "comma-separated bearer tokens for mutating API calls; empty = generate one and print it (TABGRID_API_TOKENS)")
 	fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", envDur("TABGRID_HEARTBEAT_TIMEOUT", cfg.HeartbeatTimeout), "drop a tab silent this long (TABGRID_HEARTBEAT_TIMEOUT)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", envDur("TABGRID_LEASE_TTL", cfg.LeaseTTL), "a coordinator silent this long is presumed dead and its tasks requeued (TABGRID_LEASE_TTL)")
 	fs.IntVar(&cfg.Prefetch, "prefetch", envInt("TABGRID_PREFETCH", cfg.Prefetch), "tasks sent to a tab beyond its capacity (TABGRID_PREFETCH)")
@@ -99,7 +114,7 @@ func serveFlags(fs *flag.FlagSet, cfg *coordinator.Config, logLevel *string) *st
 	fs.DurationVar(&cfg.Retention, "retention", envDur("TABGRID_RETENTION", cfg.Retention), "delete finished jobs after this (TABGRID_RETENTION)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", envDur("TABGRID_SHUTDOWN_TIMEOUT", cfg.ShutdownTimeout), "longest graceful shutdown (TABGRID_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(logLevel, "log-level", env("TABGRID_LOG_LEVEL", "info"), "debug, info, warn or error (TABGRID_LOG_LEVEL)")
-	return tokens
+	return tokens, envErrs
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) int {
@@ -107,11 +122,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer) int {
 	var level string
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	tokens := serveFlags(fs, &cfg, &level)
+	tokens, envErrs := serveFlags(fs, &cfg, &level)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if len(*envErrs) > 0 {
+		fmt.Fprintf(stderr, "tabgrid serve: environment: %v\n", errors.Join(*envErrs...))
 		return 2
 	}
 	var lv slog.Level

@@ -1,7 +1,7 @@
 package redisstore
 
 // Every Redis key the store uses is built here, so the layout can be read in
-// one place (docs/architecture-store.md describes it).
+// one place (docs/architecture.md describes it).
 //
 // Keys of one job share the hash tag {<job id>}, so a script that touches
 // only one job's keys runs on Redis Cluster. Keys that span jobs share the

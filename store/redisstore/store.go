@@ -1,7 +1,7 @@
 // Package redisstore is the Redis implementation of store.Store: durable,
 // shared by many coordinators, and runs on one Redis server or on a Redis
 // Cluster. Every multi-key change is a Lua script over the keys of one job
-// (scripts.go); the key layout is in keys.go and docs/architecture-store.md.
+// (scripts.go); the key layout is in keys.go and docs/architecture.md.
 //
 // It imports store and tasks, never memstore or the coordinator.
 package redisstore
