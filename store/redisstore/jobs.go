@@ -359,6 +359,8 @@ func (s *Store) FinishJob(ctx context.Context, jobID string, result json.RawMess
 		if err := s.ended(ctx, jobID, now); err != nil {
 			return tasks.Job{}, err
 		}
+	case -2:
+		return s.reEnded(ctx, jobID)
 	}
 	return s.GetJob(ctx, jobID)
 }
@@ -372,6 +374,23 @@ func (s *Store) ended(ctx context.Context, jobID string, at time.Time) error {
 	pipe.ZRem(ctx, s.k.ready(), jobID)
 	_, err := pipe.Exec(ctx)
 	return wrapErr("record finished job", err)
+}
+
+// reEnded returns a job found final and records it as ended again, at
+// its own finish time. A caller repeats a call whose answer it did not
+// get; if the first call's script ran but its ended step failed, the
+// repeat is what puts the job in finished, so retention can delete it.
+func (s *Store) reEnded(ctx context.Context, jobID string) (tasks.Job, error) {
+	j, err := s.GetJob(ctx, jobID)
+	if err != nil {
+		return j, err
+	}
+	if j.FinishedAt != nil {
+		if err := s.ended(ctx, jobID, *j.FinishedAt); err != nil {
+			return tasks.Job{}, err
+		}
+	}
+	return j, nil
 }
 
 // JobResult returns the result of a succeeded job.
@@ -407,7 +426,7 @@ func (s *Store) CancelJob(ctx context.Context, jobID string) (tasks.Job, error) 
 	case -1:
 		return tasks.Job{}, fmt.Errorf("cancel job %s: %w", jobID, tasks.ErrNotFound)
 	case -2:
-		j, err := s.GetJob(ctx, jobID)
+		j, err := s.reEnded(ctx, jobID)
 		if err != nil {
 			return tasks.Job{}, err
 		}

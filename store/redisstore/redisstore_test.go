@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tabgrid/tabgrid/store"
 	"github.com/tabgrid/tabgrid/store/redisstore"
 	"github.com/tabgrid/tabgrid/store/redistest"
@@ -185,4 +187,43 @@ func count(c store.Completion, o store.Outcome) int {
 		}
 	}
 	return k
+}
+
+// TestRepeatedEndRepairsRetention: when a job's script ran but recording
+// it in the finished index did not (Redis failed in between), the
+// caller's repeat of the call records it, so retention still deletes it.
+func TestRepeatedEndRepairsRetention(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	prefix := "t" + storetest.NewID()
+	s, err := redisstore.New(ctx, srv.URL(), redisstore.WithPrefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	finished := "{" + prefix + "}:finished"
+
+	job, _, err := s.CreateJob(ctx, storetest.NewJob("sleep", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CancelJob(ctx, job.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The lost step: the job is cancelled but not in the finished index.
+	if n, err := rdb.ZRem(ctx, finished, job.ID).Result(); err != nil || n != 1 {
+		t.Fatalf("zrem %s from %s: %d %v", job.ID, finished, n, err)
+	}
+	if _, err := s.CancelJob(ctx, job.ID); !errors.Is(err, tasks.ErrConflict) {
+		t.Fatalf("second cancel: %v, want ErrConflict", err)
+	}
+	if err := rdb.ZScore(ctx, finished, job.ID).Err(); err != nil {
+		t.Fatalf("job not back in the finished index after the repeated cancel: %v", err)
+	}
+	n, err := s.DeleteFinishedBefore(ctx, time.Now().Add(time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("retention deleted %d (%v), want the cancelled job", n, err)
+	}
 }
