@@ -226,6 +226,12 @@ func (d *dispatcher) handle(ev tabEvent) {
 		}
 		d.capacity += ev.capacity - ts.capacity
 		ts.capacity = ev.capacity
+		if ev.capacity == 0 && len(ts.inflight) > 0 {
+			// Paused: take back everything the tab holds, as after a
+			// failed claim. Left with it, tasks queued on the page would
+			// run past their timeout, each counting an attempt.
+			d.suspect[ts] = struct{}{}
+		}
 	case evResults:
 		d.takeResults(ev.c, ev.results)
 	}
@@ -554,8 +560,9 @@ func (d *dispatcher) claim(ctx context.Context) {
 
 // resolveSuspects takes back everything leased to the tabs of a failed
 // Claim, and revokes on each tab what it was sent: a lease the hub never
-// saw would otherwise stay running for as long as the tab stays. Rare
-// (store outages), so it is done one tab at a time.
+// saw would otherwise stay running for as long as the tab stays. Paused
+// tabs are handed back the same way. Rare (store outages, a volunteer's
+// click), so it is done one tab at a time.
 func (d *dispatcher) resolveSuspects(ctx context.Context) {
 	h := d.h
 	for ts := range d.suspect {
@@ -580,7 +587,7 @@ func (d *dispatcher) resolveSuspects(ctx context.Context) {
 			ts.c.enqueue(encodeCancel(refs, reasonRevoked))
 		}
 		if n > 0 {
-			ts.c.logger().Info("leases revoked after a failed claim", "released", n, "revoked", len(refs))
+			ts.c.logger().Info("leases revoked", "released", n, "revoked", len(refs), "paused", ts.capacity == 0)
 			h.workFlag.Store(true)
 			h.pub.work("")
 		}

@@ -59,7 +59,7 @@ const (
 	requeueTimeout         = "timeout"          // the task ran past task_timeout (counts an attempt)
 	requeueCoordinatorLost = "coordinator_lost" // the reaper took back a dead coordinator's leases
 	requeueError           = "error"            // the task threw (counts an attempt)
-	requeueRevoked         = "revoked"          // taken back after a claim whose answer was lost
+	requeueRevoked         = "revoked"          // taken back after a claim whose answer was lost, or from a paused tab
 )
 
 var requeueReasons = []string{requeueClosed, requeueHeartbeat, requeueTimeout, requeueCoordinatorLost, requeueError, requeueRevoked}
