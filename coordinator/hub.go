@@ -28,6 +28,7 @@ type HubConfig struct {
 	WriteTimeout     time.Duration    // default 10s
 	MaxCapacity      int              // default 256: larger hello capacity → close 4000
 	Retention        time.Duration    // default 24h: finished jobs deleted after this (reaper)
+	ShutdownTimeout  time.Duration    // default 15s: longest wait to hand tasks back when Run ends
 	Metrics          *Metrics         // may be nil in tests
 	Clock            func() time.Time // may be nil
 }
@@ -67,6 +68,9 @@ func (c *HubConfig) setDefaults() {
 	}
 	if c.Retention <= 0 {
 		c.Retention = 24 * time.Hour
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 15 * time.Second
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
@@ -212,7 +216,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	for _, c := range conns {
 		c.closeWith(1001, "going away", requeueClosed)
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.ShutdownTimeout)
 	defer cancel()
 	d.shutdown(sctx)
 	loopsWG.Wait()

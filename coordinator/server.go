@@ -77,6 +77,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		Prefetch:         hubPrefetch(cfg.Prefetch),
 		MaxMessageBytes:  cfg.MaxMessageBytes,
 		Retention:        cfg.Retention,
+		ShutdownTimeout:  cfg.ShutdownTimeout,
 		Metrics:          metrics,
 	}, st, log.With("component", "hub"))
 	if err != nil {
