@@ -377,10 +377,16 @@ func (s *Store) Complete(ctx context.Context, results []store.Result) (store.Com
 		if st, _ := v[0].(int64); st == -1 {
 			continue
 		}
+		done := false
 		if d, _ := v[1].(int64); d == 1 {
 			c.Done = append(c.Done, ch.job)
+			done = true
 		}
-		if d, _ := v[2].(int64); d == 1 {
+		// A job whose last task just succeeded leaves the ready set when
+		// it is finished (FinishJob), not here: one round trip fewer
+		// between its last result and its result. Until then a claim
+		// finds it drained and removes it itself.
+		if d, _ := v[2].(int64); d == 1 && !done {
 			drained = append(drained, ch.job)
 		}
 		jobFailed := false
