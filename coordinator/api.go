@@ -159,7 +159,7 @@ func (s *Server) createJob(c echo.Context) error {
 		status = http.StatusCreated
 		// This coordinator's tabs start at once; the event wakes the others.
 		s.hub.workAvailable()
-		s.publish(c.Request().Context(), "work", map[string]string{"job": job.ID})
+		s.publishRaw(c.Request().Context(), "work", workEventData(job.ID, s.hub.ID()))
 		s.publish(c.Request().Context(), "job", job)
 	}
 	if wait > 0 {
@@ -177,6 +177,10 @@ func (s *Server) publish(ctx context.Context, typ string, v any) {
 		s.log.Error("encode event", "type", typ, "err", err)
 		return
 	}
+	s.publishRaw(ctx, typ, data)
+}
+
+func (s *Server) publishRaw(ctx context.Context, typ string, data json.RawMessage) {
 	// Events only make things faster (wake-ups, dashboards); a failed
 	// publish loses nothing, so it is logged and not returned.
 	if err := s.store.Publish(ctx, store.Event{Type: typ, Data: data}); err != nil {

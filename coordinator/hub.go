@@ -297,6 +297,28 @@ func (h *Hub) takeCancels() []string {
 	return c
 }
 
+// workEventData is the payload of a "work" event: the job with tasks
+// pending ("" when not known) and the coordinator that published it.
+func workEventData(jobID, from string) json.RawMessage {
+	b, _ := json.Marshal(struct {
+		Job  string `json:"job,omitempty"`
+		From string `json:"from"`
+	}{jobID, from})
+	return b
+}
+
+// workEventFrom names the coordinator that published a "work" event, ""
+// when the event does not say.
+func workEventFrom(data json.RawMessage) string {
+	var ev struct {
+		From string `json:"from"`
+	}
+	if json.Unmarshal(data, &ev) != nil {
+		return ""
+	}
+	return ev.From
+}
+
 // workAvailable wakes the dispatcher because tasks may be pending.
 func (h *Hub) workAvailable() {
 	h.workFlag.Store(true)
@@ -391,6 +413,7 @@ func (h *Hub) release(ctx context.Context, c *conn) bool {
 	}
 	h.m.requeuedAdd(c.requeueReason(), n)
 	if n > 0 {
+		h.workAvailable()
 		h.pub.work("")
 	}
 	start = time.Now()
@@ -484,7 +507,12 @@ func (h *Hub) subscribeLoop(ctx context.Context) {
 		for ev := range ch {
 			switch ev.Type {
 			case "work":
-				h.workAvailable()
+				// Whoever publishes work has woken its own dispatcher
+				// already; its own event coming back would only cost a
+				// claim that finds nothing.
+				if workEventFrom(ev.Data) != h.id {
+					h.workAvailable()
+				}
 			case "cancel":
 				var data struct {
 					Job string `json:"job"`

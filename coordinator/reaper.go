@@ -307,11 +307,7 @@ func (p *publisher) flush(ctx context.Context, dirtyToo bool) {
 	p.mu.Unlock()
 
 	for _, id := range work {
-		data, _ := json.Marshal(map[string]string{"job": id})
-		if id == "" {
-			data = []byte("{}")
-		}
-		queue = append(queue, store.Event{Type: "work", Data: data})
+		queue = append(queue, store.Event{Type: "work", Data: workEventData(id, p.h.id)})
 	}
 	for _, id := range jobs {
 		if ctx.Err() != nil {
