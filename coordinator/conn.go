@@ -214,10 +214,8 @@ func (c *conn) hello(m inMessage) error {
 	c.helloDone.Store(true)
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.h.cfg.WriteTimeout)
-	start := time.Now()
-	err := c.h.st.RenewWorkers(ctx, c.h.id, []store.WorkerInfo{c.info(c.h.now())}, c.h.cfg.LeaseTTL)
+	err := c.h.reg.register(ctx, c.info(c.h.now()))
 	cancel()
-	c.h.m.storeCall(opRenew, start, err)
 
 	// From here the store may know the tab (even when the call failed
 	// after Redis applied it), so its close must release and remove it.

@@ -118,6 +118,7 @@ type Hub struct {
 
 	pub *publisher
 	fin *finisher
+	reg *registrar
 
 	started atomic.Bool
 
@@ -158,6 +159,7 @@ func NewHub(cfg HubConfig, st store.Store, log *slog.Logger) (*Hub, error) {
 	h.workFlag.Store(true)
 	h.pub = newPublisher(h)
 	h.fin = newFinisher(h)
+	h.reg = newRegistrar(h)
 	h.m.observeStore(st)
 	return h, nil
 }
@@ -193,9 +195,10 @@ func (h *Hub) Run(ctx context.Context) error {
 	var regWG, helpersWG, loopsWG sync.WaitGroup
 	regWG.Add(1)
 	go func() { defer regWG.Done(); h.registryLoop(helpers) }()
-	helpersWG.Add(2)
+	helpersWG.Add(3)
 	go func() { defer helpersWG.Done(); h.pub.run(helpers) }()
 	go func() { defer helpersWG.Done(); h.fin.run(helpers) }()
+	go func() { defer helpersWG.Done(); h.reg.run(helpers) }()
 	loopsWG.Add(3)
 	go func() { defer loopsWG.Done(); h.subscribeLoop(ctx) }()
 	go func() { defer loopsWG.Done(); h.reapLoop(ctx) }()
