@@ -85,6 +85,9 @@ type dispatcher struct {
 
 	failing bool
 	retryAt int64
+	// dry: the last claim got fewer tasks than it asked for, so the store
+	// had no more pending work then.
+	dry     bool
 	backoff *backoff
 
 	// suspect tabs were in a Claim that failed: the store may have
@@ -200,6 +203,17 @@ func (d *dispatcher) drain(limit int) {
 	}
 }
 
+// newSlots notes that tabs have more free slots: worth a claim unless the
+// last one found the store dry. Whatever puts tasks back in the store
+// (a job, a release, a retry, the fallback tick) raises the work flag
+// itself, so a burst of thousands of hellos into an idle grid costs no
+// claims, each of which would list every tab.
+func (d *dispatcher) newSlots() {
+	if !d.dry {
+		d.h.workFlag.Store(true)
+	}
+}
+
 func (d *dispatcher) handle(ev tabEvent) {
 	switch ev.kind {
 	case evHello:
@@ -215,14 +229,14 @@ func (d *dispatcher) handle(ev tabEvent) {
 		d.tabs[ev.c] = ts
 		d.byID[ts.id] = ts
 		d.capacity += ts.capacity
-		d.h.workFlag.Store(true)
+		d.newSlots()
 	case evCapacity:
 		ts := d.tabs[ev.c]
 		if ts == nil {
 			return
 		}
 		if ev.capacity > ts.capacity {
-			d.h.workFlag.Store(true)
+			d.newSlots()
 		}
 		d.capacity += ev.capacity - ts.capacity
 		ts.capacity = ev.capacity
@@ -497,7 +511,8 @@ func (d *dispatcher) claim(ctx context.Context) {
 		return
 	}
 	d.storeOK()
-	if len(leases) >= total {
+	d.dry = len(leases) < total
+	if !d.dry {
 		h.workFlag.Store(true) // there may be more
 	}
 	if len(leases) == 0 {
