@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tabgrid/tabgrid/store"
+	"github.com/tabgrid/tabgrid/tasks"
 )
 
 // claimRounds bounds the round trips of one Claim: a round serves the
@@ -363,7 +364,7 @@ func (s *Store) Complete(ctx context.Context, results []store.Result) (store.Com
 	}
 	s.runScripts(ctx, calls)
 	var firstErr error
-	var drained, failed []string
+	var drained, failed, ended []string
 	for ci, call := range calls {
 		ch := chunks[ci]
 		v, err := call.cmd.Slice()
@@ -386,8 +387,10 @@ func (s *Store) Complete(ctx context.Context, results []store.Result) (store.Com
 		// it is finished (FinishJob), not here: one round trip fewer
 		// between its last result and its result. Until then a claim
 		// finds it drained and removes it itself.
+		isDrained := false
 		if d, _ := v[2].(int64); d == 1 && !done {
 			drained = append(drained, ch.job)
+			isDrained = true
 		}
 		jobFailed := false
 		for k, i := range ch.members {
@@ -397,6 +400,11 @@ func (s *Store) Complete(ctx context.Context, results []store.Result) (store.Com
 		}
 		if jobFailed {
 			failed = append(failed, ch.job)
+		} else if isDrained {
+			// Results for a job that may have ended earlier (late or
+			// repeated ones): make sure it is in the finished index, in
+			// case the call that ended it lost that step. Rare.
+			ended = append(ended, ch.job)
 		}
 	}
 	if len(drained) > 0 || len(failed) > 0 {
@@ -408,6 +416,11 @@ func (s *Store) Complete(ctx context.Context, results []store.Result) (store.Com
 			pipe.ZAdd(ctx, s.k.finished(), redis.Z{Score: ms(now), Member: id})
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
+			firstErr = cmpErr(firstErr, err)
+		}
+	}
+	for _, id := range ended {
+		if _, err := s.reEnded(ctx, id); err != nil && !errors.Is(err, tasks.ErrNotFound) {
 			firstErr = cmpErr(firstErr, err)
 		}
 	}

@@ -227,3 +227,46 @@ func TestRepeatedEndRepairsRetention(t *testing.T) {
 		t.Fatalf("retention deleted %d (%v), want the cancelled job", n, err)
 	}
 }
+
+// TestLateResultRepairsRetention: the same repair through Complete, for a
+// job that failed or was cancelled by a call whose ended step was lost: a
+// later result for it puts it back in the finished index.
+func TestLateResultRepairsRetention(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	prefix := "t" + storetest.NewID()
+	s, err := redisstore.New(ctx, srv.URL(), redisstore.WithPrefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	finished := "{" + prefix + "}:finished"
+
+	job, _, err := s.CreateJob(ctx, storetest.NewJob("sleep", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.Register(t, s, "c1", "w1")
+	ls, err := s.Claim(ctx, []store.ClaimRequest{{Worker: "w1", Max: 3}})
+	if err != nil || len(ls) != 3 {
+		t.Fatalf("claim: %d leases, %v", len(ls), err)
+	}
+	if _, err := s.CancelJob(ctx, job.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ZRem(ctx, finished, job.ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Complete(ctx, okResults(ls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := count(c, store.Stale); k != 3 {
+		t.Fatalf("%d of 3 results for a cancelled job stale", k)
+	}
+	if err := rdb.ZScore(ctx, finished, job.ID).Err(); err != nil {
+		t.Fatalf("cancelled job not back in the finished index after late results: %v", err)
+	}
+}
