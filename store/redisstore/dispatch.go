@@ -364,7 +364,7 @@ func (s *Store) Complete(ctx context.Context, results []store.Result) (store.Com
 	}
 	s.runScripts(ctx, calls)
 	var firstErr error
-	var drained, failed, ended []string
+	var ended []string
 	for ci, call := range calls {
 		ch := chunks[ci]
 		v, err := call.cmd.Slice()
@@ -389,7 +389,6 @@ func (s *Store) Complete(ctx context.Context, results []store.Result) (store.Com
 		// finds it drained and removes it itself.
 		isDrained := false
 		if d, _ := v[2].(int64); d == 1 && !done {
-			drained = append(drained, ch.job)
 			isDrained = true
 		}
 		jobFailed := false
@@ -398,29 +397,15 @@ func (s *Store) Complete(ctx context.Context, results []store.Result) (store.Com
 			c.Outcomes[i] = store.Outcome(o)
 			jobFailed = jobFailed || store.Outcome(o) == store.Failed
 		}
-		if jobFailed {
-			failed = append(failed, ch.job)
-		} else if isDrained {
-			// Results for a job that may have ended earlier (late or
-			// repeated ones): make sure it is in the finished index, in
+		if jobFailed || isDrained {
+			// The job failed now, or results came for a job that had
+			// ended (late or repeated ones): record its end, again in
 			// case the call that ended it lost that step. Rare.
 			ended = append(ended, ch.job)
 		}
 	}
-	if len(drained) > 0 || len(failed) > 0 {
-		pipe := s.rdb.Pipeline()
-		if len(drained) > 0 {
-			pipe.ZRem(ctx, s.k.ready(), toAny(drained)...)
-		}
-		for _, id := range failed {
-			pipe.ZAdd(ctx, s.k.finished(), redis.Z{Score: ms(now), Member: id})
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			firstErr = cmpErr(firstErr, err)
-		}
-	}
 	for _, id := range ended {
-		if _, err := s.reEnded(ctx, id); err != nil && !errors.Is(err, tasks.ErrNotFound) {
+		if _, err := s.recordEnd(ctx, id); err != nil && !errors.Is(err, tasks.ErrNotFound) {
 			firstErr = cmpErr(firstErr, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -232,34 +233,121 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]tasks.Job, e
 		limit = 50
 	}
 	var out []tasks.Job
-	err := s.scanJobs(ctx, func(j tasks.Job) bool {
-		if f.State == "" || j.State == f.State {
+	switch {
+	case f.State == "":
+		err := s.scanJobs(ctx, func(j tasks.Job) bool {
 			out = append(out, j)
+			return len(out) < limit
+		})
+		return out, err
+	case f.State.Final():
+		// The state's index is ordered by creation, ties by id, as
+		// ListJobs must answer.
+		ids, err := s.rdb.ZRevRange(ctx, s.k.finishedIn(f.State), 0, int64(limit-1)).Result()
+		if err != nil {
+			return nil, wrapErr("list jobs", err)
 		}
-		return len(out) < limit
-	})
-	return out, err
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.SliceCmd, len(ids))
+		for i, id := range ids {
+			cmds[i] = pipe.HMGet(ctx, s.k.job(id), jobFields...)
+		}
+		if len(ids) > 0 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return nil, wrapErr("list jobs", err)
+			}
+		}
+		for _, c := range cmds {
+			if j, ok := parseJob(c.Val()); ok && j.State == f.State {
+				out = append(out, j)
+			}
+		}
+		return out, nil
+	default:
+		err := s.scanActive(ctx, func(j tasks.Job) {
+			if j.State == f.State {
+				out = append(out, j)
+			}
+		})
+		slices.SortFunc(out, func(a, b tasks.Job) int {
+			if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+				return c
+			}
+			return strings.Compare(b.ID, a.ID)
+		})
+		return out[:min(len(out), limit)], err
+	}
 }
 
-// CountJobs counts retained jobs by state. It reads every job: meant for
-// stats pages, not hot paths.
+// CountJobs counts retained jobs by state: final ones from the size of
+// their state's index, queued and running ones by reading the jobs of the
+// ready set (every job that is not final is there until it is finished).
+// Its cost follows the active jobs, not the retained ones.
 func (s *Store) CountJobs(ctx context.Context) (map[tasks.JobState]int, error) {
 	counts := map[tasks.JobState]int{}
-	err := s.scanJobs(ctx, func(j tasks.Job) bool { counts[j.State]++; return true })
+	pipe := s.rdb.Pipeline()
+	cards := make([]*redis.IntCmd, len(finalStates))
+	for i, st := range finalStates {
+		cards[i] = pipe.ZCard(ctx, s.k.finishedIn(st))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, wrapErr("count jobs", err)
+	}
+	for i, st := range finalStates {
+		if n := int(cards[i].Val()); n > 0 {
+			counts[st] = n
+		}
+	}
+	err := s.scanActive(ctx, func(j tasks.Job) {
+		if !j.State.Final() {
+			counts[j.State]++
+		}
+	})
 	return counts, err
 }
 
 // UnfinishedJobs lists running jobs whose tasks all succeeded but whose
-// result is not stored.
+// result is not stored. Such a job is still in the ready set.
 func (s *Store) UnfinishedJobs(ctx context.Context) ([]string, error) {
 	var ids []string
-	err := s.scanJobs(ctx, func(j tasks.Job) bool {
+	err := s.scanActive(ctx, func(j tasks.Job) {
 		if !j.State.Final() && j.Tasks.Total > 0 && j.Tasks.Succeeded == j.Tasks.Total {
 			ids = append(ids, j.ID)
 		}
-		return true
 	})
 	return ids, err
+}
+
+// scanActive calls fn for every job of the ready set, reading them a page
+// at a time. Entries with no job behind them are skipped (tidyReady and
+// ListJobs remove those).
+func (s *Store) scanActive(ctx context.Context, fn func(tasks.Job)) error {
+	const page = 500
+	for start := int64(0); ; start += page {
+		ids, err := s.rdb.ZRange(ctx, s.k.ready(), start, start+page-1).Result()
+		if err != nil {
+			return wrapErr("scan active jobs", err)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.SliceCmd, len(ids))
+		for i, id := range ids {
+			cmds[i] = pipe.HMGet(ctx, s.k.job(id), jobFields...)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return wrapErr("scan active jobs", err)
+		}
+		for _, c := range cmds {
+			if j, ok := parseJob(c.Val()); ok {
+				fn(j)
+			}
+		}
+		if len(ids) < page {
+			return nil
+		}
+	}
 }
 
 // ListTasks derives each task's state from the lease hash: "=worker" →
@@ -355,40 +443,30 @@ func (s *Store) FinishJob(ctx context.Context, jobID string, result json.RawMess
 		return tasks.Job{}, fmt.Errorf("finish job %s: %w", jobID, tasks.ErrNotFound)
 	case -3:
 		return tasks.Job{}, fmt.Errorf("finish job %s: %w: not every task has succeeded", jobID, tasks.ErrConflict)
-	case 0:
-		if err := s.ended(ctx, jobID, now); err != nil {
-			return tasks.Job{}, err
-		}
-	case -2:
-		return s.reEnded(ctx, jobID)
 	}
-	return s.GetJob(ctx, jobID)
+	// 0 (finished now) or -2 (final already: maybe a repeat of a call
+	// whose end was not recorded).
+	return s.recordEnd(ctx, jobID)
 }
 
-// ended records a job that became final in the cross-job sets: retention
-// finds it in finished; ready no longer lists it. Done after the job's
-// script, so a crash in between only delays retention of that job.
-func (s *Store) ended(ctx context.Context, jobID string, at time.Time) error {
-	pipe := s.rdb.Pipeline()
-	pipe.ZAdd(ctx, s.k.finished(), redis.Z{Score: ms(at), Member: jobID})
-	pipe.ZRem(ctx, s.k.ready(), jobID)
-	_, err := pipe.Exec(ctx)
-	return wrapErr("record finished job", err)
-}
-
-// reEnded returns a job found final and records it as ended again, at
-// its own finish time. A caller repeats a call whose answer it did not
-// get; if the first call's script ran but its ended step failed, the
-// repeat is what puts the job in finished, so retention can delete it.
-func (s *Store) reEnded(ctx context.Context, jobID string) (tasks.Job, error) {
+// recordEnd reads the job and, when it is final, records it in the
+// cross-job indexes: retention finds it in finished (by finish time),
+// CountJobs and ListJobs in the index of its state (by creation time),
+// and ready no longer lists it. It runs after the script that ended the
+// job, so a crash in between leaves the job final but unrecorded; every
+// later call that finds the job final (a repeated finish or cancel, a
+// late result) records it again, and recording is idempotent.
+func (s *Store) recordEnd(ctx context.Context, jobID string) (tasks.Job, error) {
 	j, err := s.GetJob(ctx, jobID)
-	if err != nil {
+	if err != nil || !j.State.Final() || j.FinishedAt == nil {
 		return j, err
 	}
-	if j.FinishedAt != nil {
-		if err := s.ended(ctx, jobID, *j.FinishedAt); err != nil {
-			return tasks.Job{}, err
-		}
+	pipe := s.rdb.Pipeline()
+	pipe.ZAdd(ctx, s.k.finished(), redis.Z{Score: ms(*j.FinishedAt), Member: jobID})
+	pipe.ZAdd(ctx, s.k.finishedIn(j.State), redis.Z{Score: ms(j.CreatedAt), Member: jobID})
+	pipe.ZRem(ctx, s.k.ready(), jobID)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return tasks.Job{}, wrapErr("record finished job", err)
 	}
 	return j, nil
 }
@@ -426,16 +504,13 @@ func (s *Store) CancelJob(ctx context.Context, jobID string) (tasks.Job, error) 
 	case -1:
 		return tasks.Job{}, fmt.Errorf("cancel job %s: %w", jobID, tasks.ErrNotFound)
 	case -2:
-		j, err := s.reEnded(ctx, jobID)
+		j, err := s.recordEnd(ctx, jobID)
 		if err != nil {
 			return tasks.Job{}, err
 		}
 		return j, fmt.Errorf("cancel job %s: %w: job is %s", jobID, tasks.ErrConflict, j.State)
 	}
-	if err := s.ended(ctx, jobID, now); err != nil {
-		return tasks.Job{}, err
-	}
-	return s.GetJob(ctx, jobID)
+	return s.recordEnd(ctx, jobID)
 }
 
 // DeleteFinishedBefore removes jobs that ended before t: first each job's
@@ -498,6 +573,9 @@ func (s *Store) DeleteFinishedBefore(ctx context.Context, t time.Time) (int, err
 		pipe.ZRem(ctx, s.k.jobs(), gone...)
 		pipe.ZRem(ctx, s.k.ready(), gone...)
 		pipe.ZRem(ctx, s.k.finished(), gone...)
+		for _, st := range finalStates {
+			pipe.ZRem(ctx, s.k.finishedIn(st), gone...)
+		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return deleted, wrapErr("delete finished jobs", err)
 		}

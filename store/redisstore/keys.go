@@ -1,5 +1,7 @@
 package redisstore
 
+import "github.com/tabgrid/tabgrid/tasks"
+
 // Every Redis key the store uses is built here, so the layout can be read in
 // one place (docs/architecture.md describes it).
 //
@@ -46,8 +48,18 @@ func (k keys) globalKey(name string) string { return k.global + ":" + name }
 func (k keys) ready() string    { return k.globalKey("ready") }    // ZSET job → priority: jobs with pending or running tasks
 func (k keys) jobs() string     { return k.globalKey("jobs") }     // ZSET job → created ms
 func (k keys) finished() string { return k.globalKey("finished") } // ZSET job → finished ms
-func (k keys) coords() string   { return k.globalKey("coords") }   // ZSET coordinator → lease deadline ms
-func (k keys) events() string   { return k.globalKey("events") }   // pub/sub channel
+
+// finishedIn is the ZSET job → created ms of the final jobs in one state,
+// so counting and listing them reads no job hash.
+func (k keys) finishedIn(state tasks.JobState) string {
+	return k.globalKey("finished:" + string(state))
+}
+
+// finalStates are the states with a finishedIn index.
+var finalStates = []tasks.JobState{tasks.JobSucceeded, tasks.JobFailed, tasks.JobCancelled}
+
+func (k keys) coords() string { return k.globalKey("coords") } // ZSET coordinator → lease deadline ms
+func (k keys) events() string { return k.globalKey("events") } // pub/sub channel
 
 // idem maps an idempotency key to the job it created.
 func (k keys) idem(key string) string { return k.globalKey("idem:" + key) }

@@ -49,8 +49,9 @@ return 1
 // claim: KEYS job, in, pending, lease, tok, ws, then one :w: set per pair.
 // ARGV now_ns, then pairs worker, n.
 // Returns {status, kind, timeout_ns, then per lease: pair, idx, token, input}.
-// status: k ≥ 0 leased, -1 missing job, -2 drained (final, or nothing
-// pending and nothing running: no task can become pending again).
+// status: k ≥ 0 leased, -1 missing job, -2 drained (final: no task can
+// become pending again), -3 every task succeeded and the job awaits
+// FinishJob (it stays in ready, where UnfinishedJobs looks for it).
 var claim = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'state', 'pend', 'run', 'kind', 'tmo')
 local state = h[1]
@@ -62,7 +63,7 @@ local want = 0
 for i = 1, np do want = want + tonumber(ARGV[2 * i + 1]) end
 if want > pend then want = pend end
 if want <= 0 then
-  if pend == 0 and run == 0 then return {-2} end
+  if pend == 0 and run == 0 then return {-3} end
   return {0, h[4], h[5]}
 end
 local idx = redis.call('LPOP', KEYS[3], want)
@@ -133,11 +134,13 @@ local function void_leases(leasekey)
 end
 `
 
-// complete: KEYS job, pending, lease, fail, err, out. ARGV now_ns, nworkers, workers..., then per result: idx, worker
-// number (1-based), token, is_error ("0"/"1"), output or error message.
-// Returns {status, done, drained, outcome per result}; status -1: missing
-// job. done is 1 only on the transition to every task succeeded. Outcome
-// numbers are store.Outcome values.
+// complete: KEYS job, pending, lease, fail, err, out. ARGV now_ns,
+// nworkers, workers..., then per result: idx, worker number (1-based),
+// token, is_error ("0"/"1"), output or error message.
+// Returns {status, done, final, outcome per result}; status -1: missing
+// job. done is 1 only on the transition to every task succeeded; final is
+// 1 when the job is final after the call. Outcome numbers are
+// store.Outcome values.
 //
 // A finished lease stays a member of its worker's :w: set: release skips
 // members whose lease is no longer that worker's, so removing them here
@@ -238,7 +241,7 @@ elseif accepted > 0 or retried > 0 then
   redis.call('HSET', KEYS[1], 'pend', pend, 'run', run, 'ok', ok)
 end
 if not final and not failmsg and was < total and ok == total then done = 1 end
-if final or (pend == 0 and run == 0) then drained = 1 end
+if final then drained = 1 end
 local out = {0, done, drained}
 for i = 1, n do out[#out + 1] = codes[i] end
 return out

@@ -242,11 +242,29 @@ func testCountJobs(t *testing.T, s store.Store) {
 	if _, err := s.CancelJob(ctx, ids[1]); err != nil {
 		t.Fatal(err)
 	}
+	// One job succeeds, one fails, and one is done but not yet finished
+	// (still running).
+	ok3 := NewJob("sleep", 1)
+	mustCreate(t, s, ok3)
+	finishTasks(t, s, ok3.Job.ID, 1)
+	if _, err := s.FinishJob(ctx, ok3.Job.ID, json.RawMessage(`{}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	bad := NewJob("sleep", 1)
+	mustCreate(t, s, bad)
+	finishTasks(t, s, bad.Job.ID, 1)
+	if _, err := s.FinishJob(ctx, bad.Job.ID, nil, "reduce: no"); err != nil {
+		t.Fatal(err)
+	}
+	waiting := NewJob("sleep", 1)
+	mustCreate(t, s, waiting)
+	finishTasks(t, s, waiting.Job.ID, 1)
+	claim(t, s, store.ClaimRequest{Worker: "w1", Max: 10})
 	counts, err := s.CountJobs(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[tasks.JobState]int{tasks.JobCancelled: 2, tasks.JobRunning: 2}
+	want := map[tasks.JobState]int{tasks.JobCancelled: 2, tasks.JobRunning: 3, tasks.JobSucceeded: 1, tasks.JobFailed: 1}
 	for _, st := range []tasks.JobState{tasks.JobQueued, tasks.JobRunning, tasks.JobSucceeded, tasks.JobFailed, tasks.JobCancelled} {
 		if counts[st] != want[st] {
 			t.Fatalf("counts %v, want %v", counts, want)
@@ -475,6 +493,9 @@ func testUnfinishedJobs(t *testing.T, s store.Store) {
 	}
 	c := complete(t, s, ok(doneLeases[0]), ok(doneLeases[1]), ok(openLeases[0]))
 	wantOutcomes(t, c, store.Accepted, store.Accepted, store.Accepted)
+	// A claim that meets the done job (nothing left to lease in it) must
+	// not hide it from UnfinishedJobs.
+	claim(t, s, store.ClaimRequest{Worker: "w1", Max: 10})
 	ids, err := s.UnfinishedJobs(ctx)
 	if err != nil {
 		t.Fatal(err)
