@@ -679,10 +679,12 @@ func TestFaultTabFrozen(t *testing.T) {
 	// reconnects as a new worker.
 	victim.waitText(t, "#worker-id", 30*time.Second, "a new worker id", func(s string) bool { return strings.HasPrefix(s, "t-") && s != oldID })
 	victim.waitText(t, "#state", 10*time.Second, "connected", func(s string) bool { return s == "connected" })
+	// Whether it has late results at all is a race inside the woken
+	// page: if its socket's close is handled before its workers' replies,
+	// the pool is cleared and the late tasks never finish. Either way
+	// nothing of it may count, which is what is checked below.
 	late := victim.number(t, "#results-dropped")
-	if late == 0 {
-		t.Errorf("the frozen tab shows no late result dropped after SIGCONT")
-	}
+	t.Logf("the woken tab dropped %d late results", late)
 	g.finish(j, jc, 2*time.Minute)
 	done := time.Now()
 	for _, tk := range g.tasks(j.ID, "") {
