@@ -129,9 +129,22 @@ func (f *finisher) finish(ctx context.Context, id string) {
 	h := f.h
 	cctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
+	// The job (for its kind and input) and its outputs are read at once:
+	// one round trip of waiting between a job's last result and its
+	// result, not two.
+	var outputs []json.RawMessage
+	var outErr error
+	outDone := make(chan struct{})
+	go func() {
+		defer close(outDone)
+		start := time.Now()
+		outputs, outErr = h.st.TaskOutputs(cctx, id)
+		h.m.storeCall(opOutputs, start, outErr)
+	}()
 	start := time.Now()
 	job, err := h.st.GetJob(cctx, id)
 	h.m.storeCall(opGetJob, start, err)
+	<-outDone
 	if err != nil {
 		h.logStoreError(opGetJob, err)
 		return
@@ -139,11 +152,8 @@ func (f *finisher) finish(ctx context.Context, id string) {
 	if job.State.Final() {
 		return
 	}
-	start = time.Now()
-	outputs, err := h.st.TaskOutputs(cctx, id)
-	h.m.storeCall(opOutputs, start, err)
-	if err != nil {
-		h.logStoreError(opOutputs, err)
+	if outErr != nil {
+		h.logStoreError(opOutputs, outErr)
 		return
 	}
 	var result json.RawMessage
