@@ -52,9 +52,13 @@ func TestMetricsDuringJob(t *testing.T) {
 		forger := dialTab(t, wsURL, simtab.Options{Capacity: forgerCap, Forge: true, Name: "forger"})
 		dash := openDashboard(t, srv)
 
-		// During: everything but the held tasks is done.
+		// During: everything but the held tasks is done. The counters
+		// and gauges of one dispatcher turn are set one after another, so
+		// a scrape may fall between them: wait until the turn is over.
 		during := scrapeUntil(t, srv, "the forger finished the tasks it could get", func(s samples) bool {
-			return s.value("tabgrid_tasks_completed_total") == total-held
+			return s.value("tabgrid_tasks_completed_total") == total-held &&
+				s.value("tabgrid_tasks_in_flight") == held &&
+				s.value("tabgrid_dispatch_latency_seconds_count") == total-held
 		})
 		during.want(t, total, "tabgrid_tasks_dispatched_total") // each task leased once so far
 		during.want(t, held, "tabgrid_tasks_in_flight")
