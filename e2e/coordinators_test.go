@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -82,9 +79,12 @@ func TestCoordinatorSIGKILLTabsMoveToTheSurvivor(t *testing.T) {
 	waitFor(t, 20*time.Second, "every tab reconnected to the survivor", func() bool {
 		return len(workersOf(t, survivor.URL(), "")) == len(tabs)
 	})
-	m := scrapeCounters(t, survivor.URL())
-	if lost := m[`tabgrid_tasks_requeued_total{reason="coordinator_lost"}`]; lost < 1 {
-		t.Errorf("survivor requeued %v tasks of the dead coordinator, want > 0 (metrics %v)", lost, m)
+	m, err := readCounters(survivor.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost := m.requeued["coordinator_lost"]; lost < 1 {
+		t.Errorf("survivor requeued %v tasks of the dead coordinator, want > 0 (metrics %+v)", lost, m)
 	}
 	var tasksList struct {
 		Tasks []struct {
@@ -147,28 +147,4 @@ func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// scrapeCounters reads every sample of /metrics into name{labels} → value.
-func scrapeCounters(t testing.TB, base string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out
 }
