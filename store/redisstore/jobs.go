@@ -180,6 +180,27 @@ func parseJob(v []any) (tasks.Job, bool) {
 // scanJobs reads the jobs set newest first, a page at a time, and calls fn
 // with each existing job until fn returns false. Entries without a job are
 // skipped, and removed once older than orphanAge.
+// readJobs reads the jobs with these ids (without their inputs) in one
+// pipeline, in order; where no job stands behind an id its Job is zero.
+func (s *Store) readJobs(ctx context.Context, ids []string) ([]tasks.Job, error) {
+	jobs := make([]tasks.Job, len(ids))
+	if len(ids) == 0 {
+		return jobs, nil
+	}
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HMGet(ctx, s.k.job(id), jobFields...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	for i, c := range cmds {
+		jobs[i], _ = parseJob(c.Val())
+	}
+	return jobs, nil
+}
+
 func (s *Store) scanJobs(ctx context.Context, fn func(tasks.Job) bool) error {
 	const page = 200
 	for start := int64(0); ; start += page {
@@ -190,18 +211,17 @@ func (s *Store) scanJobs(ctx context.Context, fn func(tasks.Job) bool) error {
 		if len(zs) == 0 {
 			return nil
 		}
-		pipe := s.rdb.Pipeline()
-		cmds := make([]*redis.SliceCmd, len(zs))
+		ids := make([]string, len(zs))
 		for i, z := range zs {
-			cmds[i] = pipe.HMGet(ctx, s.k.job(z.Member.(string)), jobFields...)
+			ids[i] = z.Member.(string)
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
+		jobs, err := s.readJobs(ctx, ids)
+		if err != nil {
 			return wrapErr("list jobs", err)
 		}
 		var orphans []any
-		for i, c := range cmds {
-			j, ok := parseJob(c.Val())
-			if !ok {
+		for i, j := range jobs {
+			if j.ID == "" {
 				if z := zs[i]; s.now().UnixMilli()-int64(z.Score) > orphanAge.Milliseconds() {
 					orphans = append(orphans, z.Member)
 				}
@@ -247,18 +267,12 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]tasks.Job, e
 		if err != nil {
 			return nil, wrapErr("list jobs", err)
 		}
-		pipe := s.rdb.Pipeline()
-		cmds := make([]*redis.SliceCmd, len(ids))
-		for i, id := range ids {
-			cmds[i] = pipe.HMGet(ctx, s.k.job(id), jobFields...)
+		jobs, err := s.readJobs(ctx, ids)
+		if err != nil {
+			return nil, wrapErr("list jobs", err)
 		}
-		if len(ids) > 0 {
-			if _, err := pipe.Exec(ctx); err != nil {
-				return nil, wrapErr("list jobs", err)
-			}
-		}
-		for _, c := range cmds {
-			if j, ok := parseJob(c.Val()); ok && j.State == f.State {
+		for _, j := range jobs {
+			if j.State == f.State {
 				out = append(out, j)
 			}
 		}
@@ -331,16 +345,12 @@ func (s *Store) scanActive(ctx context.Context, fn func(tasks.Job)) error {
 		if len(ids) == 0 {
 			return nil
 		}
-		pipe := s.rdb.Pipeline()
-		cmds := make([]*redis.SliceCmd, len(ids))
-		for i, id := range ids {
-			cmds[i] = pipe.HMGet(ctx, s.k.job(id), jobFields...)
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
+		jobs, err := s.readJobs(ctx, ids)
+		if err != nil {
 			return wrapErr("scan active jobs", err)
 		}
-		for _, c := range cmds {
-			if j, ok := parseJob(c.Val()); ok {
+		for _, j := range jobs {
+			if j.ID != "" {
 				fn(j)
 			}
 		}

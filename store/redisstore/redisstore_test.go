@@ -189,21 +189,29 @@ func count(c store.Completion, o store.Outcome) int {
 	return k
 }
 
+// openWithFinishedIndex opens a store on a redis-server of its own, with
+// a plain client beside it and the name of the store's finished index,
+// so a test can undo a step the store took.
+func openWithFinishedIndex(t *testing.T) (*redisstore.Store, *redis.Client, string) {
+	t.Helper()
+	srv := redistest.Start(t)
+	prefix := "t" + storetest.NewID()
+	s, err := redisstore.New(context.Background(), srv.URL(), redisstore.WithPrefix(prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	return s, rdb, "{" + prefix + "}:finished"
+}
+
 // TestRepeatedEndRepairsRetention: when a job's script ran but recording
 // it in the finished index did not (Redis failed in between), the
 // caller's repeat of the call records it, so retention still deletes it.
 func TestRepeatedEndRepairsRetention(t *testing.T) {
-	srv := redistest.Start(t)
 	ctx := context.Background()
-	prefix := "t" + storetest.NewID()
-	s, err := redisstore.New(ctx, srv.URL(), redisstore.WithPrefix(prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer rdb.Close()
-	finished := "{" + prefix + "}:finished"
+	s, rdb, finished := openWithFinishedIndex(t)
 
 	job, _, err := s.CreateJob(ctx, storetest.NewJob("sleep", 3))
 	if err != nil {
@@ -232,17 +240,8 @@ func TestRepeatedEndRepairsRetention(t *testing.T) {
 // job that failed or was cancelled by a call whose ended step was lost: a
 // later result for it puts it back in the finished index.
 func TestLateResultRepairsRetention(t *testing.T) {
-	srv := redistest.Start(t)
 	ctx := context.Background()
-	prefix := "t" + storetest.NewID()
-	s, err := redisstore.New(ctx, srv.URL(), redisstore.WithPrefix(prefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer rdb.Close()
-	finished := "{" + prefix + "}:finished"
+	s, rdb, finished := openWithFinishedIndex(t)
 
 	job, _, err := s.CreateJob(ctx, storetest.NewJob("sleep", 3))
 	if err != nil {
