@@ -378,29 +378,19 @@ func (s *Store) Complete(ctx context.Context, results []store.Result) (store.Com
 		if st, _ := v[0].(int64); st == -1 {
 			continue
 		}
-		done := false
 		if d, _ := v[1].(int64); d == 1 {
+			// Its last task just succeeded. It stays in the ready set
+			// until FinishJob records its end.
 			c.Done = append(c.Done, ch.job)
-			done = true
 		}
-		// A job whose last task just succeeded leaves the ready set when
-		// it is finished (FinishJob), not here: one round trip fewer
-		// between its last result and its result. Until then a claim
-		// finds it drained and removes it itself.
-		isDrained := false
-		if d, _ := v[2].(int64); d == 1 && !done {
-			isDrained = true
-		}
-		jobFailed := false
 		for k, i := range ch.members {
 			o, _ := v[3+k].(int64)
 			c.Outcomes[i] = store.Outcome(o)
-			jobFailed = jobFailed || store.Outcome(o) == store.Failed
 		}
-		if jobFailed || isDrained {
-			// The job failed now, or results came for a job that had
-			// ended (late or repeated ones): record its end, again in
-			// case the call that ended it lost that step. Rare.
+		if final, _ := v[2].(int64); final == 1 {
+			// The job failed in this call, or results came for a job
+			// that had ended (late or repeated ones): record its end,
+			// again in case the call that ended it lost that step. Rare.
 			ended = append(ended, ch.job)
 		}
 	}

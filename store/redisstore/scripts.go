@@ -227,7 +227,7 @@ run = run - accepted - retried
 pend = pend + retried
 local was = ok
 ok = ok + accepted
-local done, drained = 0, 0
+local done, is_final = 0, 0
 if failmsg then
   run = run - 1
   bad = bad + 1
@@ -236,13 +236,13 @@ if failmsg then
   pend = pend + voided
   redis.call('HSET', KEYS[1], 'pend', pend, 'run', run, 'ok', ok, 'bad', bad,
     'state', 'failed', 'err', failmsg, 'fat', ARGV[1])
-  drained = 1
+  is_final = 1
 elseif accepted > 0 or retried > 0 then
   redis.call('HSET', KEYS[1], 'pend', pend, 'run', run, 'ok', ok)
 end
 if not final and not failmsg and was < total and ok == total then done = 1 end
-if final then drained = 1 end
-local out = {0, done, drained}
+if final then is_final = 1 end
+local out = {0, done, is_final}
 for i = 1, n do out[#out + 1] = codes[i] end
 return out
 `)
