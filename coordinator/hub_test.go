@@ -171,22 +171,14 @@ func submit(t testing.TB, st store.Store, spec tasks.Spec) tasks.Job {
 // reference computes a job's result with the Go reference implementation.
 func reference(t testing.TB, spec tasks.Spec) json.RawMessage {
 	t.Helper()
-	lim := tasks.DefaultLimits()
-	if err := spec.Validate(lim); err != nil {
+	if err := spec.Validate(tasks.DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
-	inputs, err := spec.SplitTasks(lim)
-	if err != nil {
-		t.Fatal(err)
+	split := 0
+	if spec.Split != nil {
+		split = spec.Split.Tasks
 	}
-	kind, _ := tasks.Lookup(spec.Kind)
-	outs := make([]json.RawMessage, len(inputs))
-	for i, in := range inputs {
-		if outs[i], err = kind.Run(context.Background(), in); err != nil {
-			t.Fatal(err)
-		}
-	}
-	res, err := kind.Reduce("ref", spec.Input, outs)
+	res, _, err := tasks.Reference(context.Background(), spec.Kind, "ref", spec.Input, split)
 	if err != nil {
 		t.Fatal(err)
 	}

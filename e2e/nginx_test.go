@@ -262,21 +262,7 @@ func TestNginxFrontsTwoCoordinators(t *testing.T) {
 // reference implementation and reducer.
 func referenceResult(t *testing.T, kind, input string, split int) json.RawMessage {
 	t.Helper()
-	k, ok := tasks.Lookup(kind)
-	if !ok {
-		t.Fatalf("no kind %s", kind)
-	}
-	ins, err := k.Split(json.RawMessage(input), split, tasks.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	outs := make([]json.RawMessage, len(ins))
-	for i, in := range ins {
-		if outs[i], err = k.Run(context.Background(), in); err != nil {
-			t.Fatal(err)
-		}
-	}
-	res, err := k.Reduce("ref", json.RawMessage(input), outs)
+	res, _, err := tasks.Reference(context.Background(), kind, "ref", json.RawMessage(input), split)
 	if err != nil {
 		t.Fatal(err)
 	}

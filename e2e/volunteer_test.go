@@ -156,23 +156,9 @@ func volWaitFinal(t testing.TB, base, id string, within time.Duration) volJob {
 // outputs it was reduced from.
 func volReference(t testing.TB, kind, jobID string, input json.RawMessage, split int) (json.RawMessage, []json.RawMessage) {
 	t.Helper()
-	k, ok := tasks.Lookup(kind)
-	if !ok {
-		t.Fatalf("no kind %q", kind)
-	}
-	inputs, err := k.Split(input, split, tasks.DefaultLimits())
+	res, outputs, err := tasks.Reference(context.Background(), kind, jobID, input, split)
 	if err != nil {
-		t.Fatalf("split %s: %v", kind, err)
-	}
-	outputs := make([]json.RawMessage, len(inputs))
-	for i, in := range inputs {
-		if outputs[i], err = k.Run(context.Background(), in); err != nil {
-			t.Fatalf("run %s task %d: %v", kind, i, err)
-		}
-	}
-	res, err := k.Reduce(jobID, input, outputs)
-	if err != nil {
-		t.Fatalf("reduce %s: %v", kind, err)
+		t.Fatalf("reference %s: %v", kind, err)
 	}
 	return res, outputs
 }

@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sort"
 )
 
@@ -43,4 +44,31 @@ func KindNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// Reference computes a whole job in Go: the kind's splitter with the
+// split hint (0 = the kind's default) and default limits, its reference
+// implementation for every task, then its reducer. It returns the job
+// result and the task outputs in task order. Tests compare what tabs
+// return with it.
+func Reference(ctx context.Context, kind, jobID string, input json.RawMessage, split int) (json.RawMessage, []json.RawMessage, error) {
+	k, ok := Lookup(kind)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: unknown kind %q", ErrUnprocessable, kind)
+	}
+	inputs, err := k.Split(input, split, DefaultLimits())
+	if err != nil {
+		return nil, nil, fmt.Errorf("split: %w", err)
+	}
+	outputs := make([]json.RawMessage, len(inputs))
+	for i, in := range inputs {
+		if outputs[i], err = k.Run(ctx, in); err != nil {
+			return nil, nil, fmt.Errorf("task %d: %w", i, err)
+		}
+	}
+	res, err := k.Reduce(jobID, input, outputs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reduce: %w", err)
+	}
+	return res, outputs, nil
 }

@@ -72,18 +72,7 @@ func cliCtx(t *testing.T) context.Context {
 // reference implementation and reducer.
 func goReference(t *testing.T, kind, input string, split int) any {
 	t.Helper()
-	k, _ := tasks.Lookup(kind)
-	ins, err := k.Split(json.RawMessage(input), split, tasks.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	outs := make([]json.RawMessage, len(ins))
-	for i, in := range ins {
-		if outs[i], err = k.Run(context.Background(), in); err != nil {
-			t.Fatal(err)
-		}
-	}
-	res, err := k.Reduce("ref", json.RawMessage(input), outs)
+	res, _, err := tasks.Reference(context.Background(), kind, "ref", json.RawMessage(input), split)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,23 +72,9 @@ func testCtx(t *testing.T) context.Context {
 // reference implementation and reducer: what the grid must return.
 func reference(t *testing.T, kind string, input string, split int) json.RawMessage {
 	t.Helper()
-	k, ok := tasks.Lookup(kind)
-	if !ok {
-		t.Fatalf("no kind %s", kind)
-	}
-	inputs, err := k.Split(json.RawMessage(input), split, tasks.DefaultLimits())
+	res, _, err := tasks.Reference(context.Background(), kind, "ref", json.RawMessage(input), split)
 	if err != nil {
-		t.Fatalf("split: %v", err)
-	}
-	outs := make([]json.RawMessage, len(inputs))
-	for i, in := range inputs {
-		if outs[i], err = k.Run(context.Background(), in); err != nil {
-			t.Fatalf("run task %d: %v", i, err)
-		}
-	}
-	res, err := k.Reduce("ref", json.RawMessage(input), outs)
-	if err != nil {
-		t.Fatalf("reduce: %v", err)
+		t.Fatalf("reference %s: %v", kind, err)
 	}
 	return res
 }
